@@ -1,0 +1,1 @@
+"""One module per child stack, each exposing ``template(settings) -> troposphere.Template``."""
