@@ -1,5 +1,8 @@
 """``python -m templates_src --env ENV``: validate settings, write the templates to build/ENV/.
 
+Each environment also gets ``architecture.md``, a Mermaid diagram drawn from the written JSON.
+With ``--lint``, ``--sarif PATH`` and ``--junit PATH`` also write the findings for CI.
+
 Exit codes: 0 written (and lint-clean with ``--lint``), 1 lint findings, 2 invalid settings or
 arguments (nothing written).
 """
@@ -10,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from templates_src import diagram
 from templates_src import settings as settings_module
 from templates_src.render import BUILD_DIR, render, write
 
@@ -26,9 +30,16 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                        help="environment to build (config/ENV.toml); repeatable")
     which.add_argument("--all", action="store_true", help="every environment in config/")
     parser.add_argument("--lint", action="store_true", help="then lint every written template with cfn-lint")
+    parser.add_argument("--sarif", type=Path, metavar="PATH",
+                        help="with --lint: also write the findings as SARIF 2.1.0 (GitHub code scanning)")
+    parser.add_argument("--junit", type=Path, metavar="PATH",
+                        help="with --lint: also write the findings as JUnit XML, a testcase per template")
     parser.add_argument("--out", type=Path, default=BUILD_DIR, help="output folder (default: build/)")
     parser.add_argument("--quiet", action="store_true", help="print only problems")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.sarif or args.junit) and not args.lint:
+        parser.error("--sarif and --junit report the lint's findings: add --lint")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
 
     written = []
     for settings in loaded:
-        files = write(render(settings), args.out / settings.environment)
+        folder = args.out / settings.environment
+        files = write(render(settings), folder)
+        files.append((diagram.write(folder), None))  # from the JSON just written, so it cannot drift
         written.append((settings, files))
         if not args.quiet:
             print(f"{settings.environment}: wrote {len(files)} files to {args.out / settings.environment}/")
@@ -63,10 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     from templates_src.lint import lint_files  # cfn-lint is slow to import; only when asked
 
-    findings = []
+    findings, runs = [], []
     for settings, files in written:
         templates = [path for path, resources in files if resources is not None]
-        findings.extend(lint_files(templates, settings.region))
+        found = lint_files(templates, settings.region)
+        findings.extend(found)
+        runs.append((settings.environment, templates, found))
+    if args.sarif or args.junit:
+        from templates_src import reports
+
+        if args.sarif:
+            reports.write_sarif(args.sarif, findings)
+        if args.junit:
+            reports.write_junit(args.junit, [reports.EnvironmentLint(*run) for run in runs])
     for finding in findings:
         print(finding, file=sys.stderr)
     if findings:

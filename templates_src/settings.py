@@ -46,7 +46,8 @@ BUCKET_NAME_FIXED = len("-artifacts-") + 12 + 1 + 14
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
 ENVIRONMENT_RE = re.compile(r"^[a-z][a-z0-9]{1,9}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
-IMAGE_RE = re.compile(r"^aws/codebuild/(standard|amazonlinux-(x86_64|aarch64)-standard):(\d+)\.0$")
+# x86_64 only: the project runs on LINUX_CONTAINER (aarch64 images need ARM_CONTAINER).
+IMAGE_RE = re.compile(r"^aws/codebuild/(standard|amazonlinux-(x86_64)-standard):(\d+)\.0$")
 GITHUB_OWNER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 GITHUB_REPO_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 BRANCH_FORBIDDEN_RE = re.compile(r"(\.\.|[\s~^:?*\[\\]|@\{|//|^/|/$|\.lock$|^\.|/\.|\.$)")
