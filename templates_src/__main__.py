@@ -35,6 +35,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--junit", type=Path, metavar="PATH",
                         help="with --lint: also write the findings as JUnit XML, a testcase per template")
     parser.add_argument("--out", type=Path, default=BUILD_DIR, help="output folder (default: build/)")
+    parser.add_argument("--config-dir", type=Path, default=settings_module.CONFIG_DIR,
+                        help="folder of ENV.toml settings files (default: config/)")
     parser.add_argument("--quiet", action="store_true", help="print only problems")
     args = parser.parse_args(argv)
     if (args.sarif or args.junit) and not args.lint:
@@ -44,13 +46,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    environments = settings_module.available_environments() if args.all else args.env
+    environments = settings_module.available_environments(args.config_dir) if args.all else args.env
 
     # Validate every environment before writing anything.
     loaded, problems = [], []
     for environment in environments:
         try:
-            loaded.append(settings_module.load(environment))
+            loaded.append(settings_module.load(environment, args.config_dir))
         except settings_module.SettingsError as error:
             problems.extend(error.problems)
     if problems:

@@ -325,7 +325,8 @@ def parse(data: dict[str, Any], environment: str, source: str) -> Settings:
             github_table.problem("token_secret_name", 'is only used with source = "secretsmanager-token"',
                                  "remove it, or set source accordingly")
     elif source_mode == "secretsmanager-token":
-        token_secret = github_table.get("token_secret_name", str, '"github/cicd-platform-token" (README: GitHub source)',
+        token_secret = github_table.get("token_secret_name", str,
+                                        '"github/cicd-platform-token" (README: GitHub source)',
                                         check=_matches(SECRET_NAME_RE, "a Secrets Manager secret name"))
         if "connection_arn" in github_table.data:
             github_table.problem("connection_arn", 'is only used with source = "codestar-connection"',

@@ -31,7 +31,7 @@ def makefile_targets() -> set[str]:
                                   text=True, timeout=60, check=False).stdout.splitlines()
         return {
             match[1]
-            for previous, line in zip(["", *database], database)
+            for previous, line in zip(["", *database], database, strict=False)
             if previous != "# Not a target:" and (match := re.match(r"^([A-Za-z0-9_.-]+):(?!=)", line))
         }
     text = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")

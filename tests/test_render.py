@@ -59,7 +59,8 @@ def test_two_cli_runs_are_byte_identical(tmp_path):
     for run, seed in (("one", "1"), ("two", "2")):
         result = subprocess.run(
             [sys.executable, "-m", "templates_src", "--all", "--quiet", "--out", str(tmp_path / run)],
-            cwd=PROJECT, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed}, timeout=120, check=False,
+            cwd=PROJECT, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed},
+            timeout=120, check=False,
         )
         assert (result.returncode, result.stderr) == (0, "")
 

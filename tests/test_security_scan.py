@@ -100,4 +100,5 @@ def test_every_suppression_is_still_needed(report):
 def test_scan_venv_runs_the_pinned_checkov(report):
     (pin,) = re.findall(r"^checkov==(\S+)", (REPO_ROOT / "requirements-scan.txt").read_text(), re.MULTILINE)
     installed = report["summary"]["checkov_version"]
-    assert installed == pin, f".venv-scan has checkov {installed}, requirements-scan.txt pins {pin}: run `make scan-venv`"
+    assert installed == pin, (
+        f".venv-scan has checkov {installed}, requirements-scan.txt pins {pin}: run `make scan-venv`")

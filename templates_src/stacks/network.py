@@ -56,7 +56,7 @@ def template(settings: Settings) -> Template:
     ))
 
     public_subnets = []
-    for letter, cidr, az_index in zip("AB", net.public_subnet_cidrs, net.availability_zone_indexes):
+    for letter, cidr, az_index in zip("AB", net.public_subnet_cidrs, net.availability_zone_indexes, strict=True):
         subnet = t.add_resource(ec2.Subnet(
             f"PublicSubnet{letter}", VpcId=Ref(vpc), CidrBlock=cidr,
             AvailabilityZone=Select(az_index, GetAZs("")), MapPublicIpOnLaunch=True,
@@ -73,7 +73,7 @@ def template(settings: Settings) -> Template:
         "PrivateRouteTable", VpcId=Ref(vpc), Tags=tags(("Name", named("private"))),
     ))
     private_subnets = []
-    for letter, cidr, az_index in zip("AB", net.private_subnet_cidrs, net.availability_zone_indexes):
+    for letter, cidr, az_index in zip("AB", net.private_subnet_cidrs, net.availability_zone_indexes, strict=True):
         subnet = t.add_resource(ec2.Subnet(
             f"PrivateSubnet{letter}", VpcId=Ref(vpc), CidrBlock=cidr,
             AvailabilityZone=Select(az_index, GetAZs("")),
@@ -99,7 +99,7 @@ def template(settings: Settings) -> Template:
     ))
 
     t.add_output(Output("VpcId", Description="The VPC.", Value=Ref(vpc)))
-    for subnet, which in zip(public_subnets, ("first", "second")):
+    for subnet, which in zip(public_subnets, ("first", "second"), strict=True):
         t.add_output(Output(f"{subnet.title}Id", Description=f"The public subnet in the {which} AZ.",
                             Value=Ref(subnet)))
     t.add_output(Output("PublicSubnetIds", Description="Both public subnets, comma-separated.",

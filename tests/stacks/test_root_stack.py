@@ -1,4 +1,5 @@
-"""templates_src/stacks/root.py: parameters, conditions, one Stack per child wired by GetAtt Outputs, forwarded outputs."""
+"""templates_src/stacks/root.py: parameters, conditions, one Stack per child wired by GetAtt Outputs,
+forwarded outputs."""
 
 from __future__ import annotations
 
