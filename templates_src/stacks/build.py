@@ -36,6 +36,8 @@ def buildspec(settings: Settings) -> str:
         "    commands:",
         "      - python -m pip install --upgrade pip",
         "      - pip install -r requirements.txt -r requirements-dev.txt",
+        # checkov pins its own boto3, so it lives in a virtualenv of its own (as in the Makefile).
+        "      - python -m venv .venv-scan && .venv-scan/bin/pip install -r requirements-scan.txt",
         "  build:",
         "    commands:",
         "      - python -m templates_src --all --lint",
