@@ -13,7 +13,7 @@ DEMO_ENV := local
 PORT ?= 4566
 
 .DEFAULT_GOAL := help
-.PHONY: help venv local-venv scan-venv build lint scan test test-unit demo demo-down deploy plan outputs destroy \
+.PHONY: help venv local-venv scan-venv build lint scan test test-unit bench demo demo-down deploy plan outputs destroy \
         local-up local-down local-status clean
 
 help: ## List every target
@@ -86,6 +86,9 @@ outputs: venv ## Print ENV's stack outputs
 destroy: venv ## Delete ENV's stack (asks first; production needs --yes)
 	@test -n "$(ENV)" || { echo "usage: make destroy ENV=name"; exit 2; }
 	$(PY) deploy.py destroy --env $(ENV)
+
+bench: venv local-venv ## Time generate, lint, deploy vs cfn-lint and the AWS CLI on LocalStack (about 4 min)
+	$(PY) tools/bench.py $(BENCH_ARGS)
 
 local-up: local-venv ## Start LocalStack in the background on PORT (default 4566)
 	$(PYTHON) tools/localstack.py up --port $(PORT)
