@@ -45,20 +45,34 @@ def load(environment: str, build_dir: Path = BUILD_DIR) -> Build:
             f"run `make build ENV={environment}` (or `python -m templates_src --env {environment}`) first"
             + (f"; built environments: {', '.join(built)}" if built else "")
         )
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    return Build(
-        folder=folder,
-        project=manifest["project"],
-        environment=manifest["environment"],
-        region=manifest["region"],
-        stack_name=manifest["stack_name"],
-        termination_protection=manifest["termination_protection"],
-        bucket_deletion_policy=manifest["bucket_deletion_policy"],
-        default_parameters=manifest["parameters"],
-        github=manifest["github"],
-        root=json.loads((folder / manifest["root_template"]).read_text(encoding="utf-8")),
-        children=manifest["child_templates"],
-    )
+    rebuild = f"rebuild it with `make build ENV={environment}`"
+    manifest = _read_json(manifest_path, rebuild)
+    try:
+        return Build(
+            folder=folder,
+            project=manifest["project"],
+            environment=manifest["environment"],
+            region=manifest["region"],
+            stack_name=manifest["stack_name"],
+            termination_protection=manifest["termination_protection"],
+            bucket_deletion_policy=manifest["bucket_deletion_policy"],
+            default_parameters=manifest["parameters"],
+            github=manifest["github"],
+            root=_read_json(folder / manifest["root_template"], rebuild),
+            children=manifest["child_templates"],
+        )
+    except KeyError as missing:
+        raise UsageError(f"{manifest_path} has no {missing} entry (written by another version of the "
+                         f"generator?); {rebuild}") from None
+
+
+def _read_json(path: Path, rebuild: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path} is missing: the build is incomplete; {rebuild}") from None
+    except ValueError as error:  # json.JSONDecodeError
+        raise UsageError(f"{path} is not valid JSON ({error}); {rebuild}") from None
 
 
 def parse_parameters(build: Build, pairs: list[str]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from deployer.errors import UsageError
 from deployer.manifest import Build
 from deployer.target import Target
 
@@ -31,10 +32,14 @@ def content_key(build: Build, file_name: str, body: bytes) -> str:
 
 
 def template_url(target: Target, bucket: str, key: str) -> str:
-    if target.endpoint_url:
+    """The URL CloudFormation on ``target`` fetches ``key`` from."""
+    if target.is_localstack and target.endpoint_url:
         # Path-style on the emulator: it serves every bucket under the endpoint.
         return f"{target.endpoint_url.rstrip('/')}/{bucket}/{key}"
-    return f"https://{bucket}.s3.{target.region}.amazonaws.com/{key}"
+    # On AWS, whatever endpoint the API calls go through (a VPC or FIPS endpoint in AWS_ENDPOINT_URL),
+    # CloudFormation accepts only S3's own URLs.
+    domain = "amazonaws.com.cn" if target.region.startswith("cn-") else "amazonaws.com"
+    return f"https://{bucket}.s3.{target.region}.{domain}/{key}"
 
 
 def ensure_template_bucket(target: Target, bucket: str) -> bool:
@@ -44,11 +49,21 @@ def ensure_template_bucket(target: Target, bucket: str) -> bool:
         s3.head_bucket(Bucket=bucket)
         return False
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+        code = error.response.get("Error", {}).get("Code")
+        if code in ("403", "AccessDenied"):
+            raise UsageError(f"the template bucket {bucket} exists but these credentials cannot use it (403); "
+                             "it belongs to another account, or s3:ListBucket on it is denied") from None
+        if code not in ("404", "NoSuchBucket", "NotFound"):
             raise
     options = {} if target.region == "us-east-1" else {
         "CreateBucketConfiguration": {"LocationConstraint": target.region}}
-    s3.create_bucket(Bucket=bucket, **options)
+    try:
+        s3.create_bucket(Bucket=bucket, **options)
+    except ClientError as error:
+        # Another deploy in this account created it since head_bucket: it configures it too.
+        if error.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+            raise
+        return False
     s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
         "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
     })
@@ -60,13 +75,20 @@ def ensure_template_bucket(target: Target, bucket: str) -> bool:
 
 
 def rewrite_template_urls(root: dict[str, Any], urls: dict[str, str]) -> dict[str, Any]:
-    """A copy of ``root`` whose nested stacks' relative TemplateURLs are replaced by ``urls[file]``."""
+    """A copy of ``root`` whose nested stacks' relative TemplateURLs are replaced by ``urls[file]``.
+
+    Nothing else changes (the W3002 lint suppression stays, though moot once the URLs point at S3):
+    the packaged root differs from the built one exactly where the children's locations do.
+    """
     packaged = copy.deepcopy(root)
-    for resource in packaged.get("Resources", {}).values():
+    for logical_id, resource in packaged.get("Resources", {}).items():
         if resource.get("Type") == "AWS::CloudFormation::Stack":
             relative = resource["Properties"]["TemplateURL"]
+            if relative not in urls:
+                raise UsageError(f"the root's {logical_id} points at {relative!r}, which manifest.json does not "
+                                 f"list as a child template ({', '.join(sorted(urls))}); rebuild with "
+                                 "`make build`")
             resource["Properties"]["TemplateURL"] = urls[relative]
-    # The relative-URL lint suppression is moot once the URLs point at S3.
     return packaged
 
 
