@@ -115,8 +115,6 @@ def test_deploy_creates_the_stack_and_streams_nested_events(deployed, localstack
     assert re.search(rf"^{deployed.stack_name}: CREATE_COMPLETE in \d+\.\d s$", out, re.MULTILINE), out
 
 
-@pytest.mark.xfail(strict=True, reason="deployer/cli.py _fit_parameters_to_target prints the reason only when it "
-                   "turns a default of true into false; config/local.toml already says false (reported)")
 def test_deploy_says_codebuild_is_off_and_why(deployed):
     assert re.search(r"^EnableCodeBuild=false\b.*LocalStack", deployed.result.stdout, re.MULTILINE), \
         deployed.result.stdout
