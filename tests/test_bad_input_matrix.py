@@ -279,3 +279,8 @@ def readme_table() -> str:
             message = f"error: {message}"
         lines.append(f"| {row.user_input} | `` {message} `` | 2 |")
     return "\n".join(lines)
+
+
+def test_the_readme_shows_this_matrix():
+    readme = (PROJECT / "README.md").read_text(encoding="utf-8")
+    assert readme_table().strip() in readme, "README's bad-input table is stale: paste readme_table()'s output"
