@@ -12,6 +12,8 @@ looks such a stack up by the name CloudFormation gives nested stacks, ``PARENT-L
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,6 +71,8 @@ class Watcher:
     stacks: dict[str, str] = field(default_factory=dict)  # stack id → path
     seen: set[str] = field(default_factory=set)
     events: list[StackEvent] = field(default_factory=list)
+    colour: bool = field(default_factory=lambda: colour_wanted(sys.stdout))
+    started: dict[tuple[str, str], datetime] = field(default_factory=dict)  # resource → its *_IN_PROGRESS
 
     def __post_init__(self) -> None:
         self.stacks.setdefault(self.root_stack_id, "root")
@@ -105,9 +109,18 @@ class Watcher:
                     pending.append(new_child)
         fresh.sort(key=lambda event: event.timestamp)
         for event in fresh:
-            self.log(format_event(event))
+            self.log(format_event(event, self._elapsed(event), self.colour))
         self.events.extend(fresh)
         return fresh
+
+    def _elapsed(self, event: StackEvent) -> float | None:
+        """Seconds since this resource's operation began, once it has finished (or failed)."""
+        key = (event.path, event.logical_id)
+        if event.status.endswith("_IN_PROGRESS"):
+            self.started.setdefault(key, event.timestamp)
+            return None
+        began = self.started.pop(key, None)
+        return (event.timestamp - began).total_seconds() if began else None
 
     def busy(self) -> list[StackEvent]:
         """The resources whose latest event seen is *_IN_PROGRESS (a stack's events about itself aside)."""
@@ -182,12 +195,28 @@ def _to_event(raw: dict[str, Any], path: str) -> StackEvent:
     )
 
 
-def format_event(event: StackEvent) -> str:
-    depth = event.path.count(SEPARATOR)
-    indent = "  " * depth
+# ANSI colours for a terminal only: CI logs get plain lines.
+STATUS_COLOURS = (("_FAILED", "\033[31m"), ("ROLLBACK", "\033[33m"), ("_COMPLETE", "\033[32m"))
+RESET = "\033[0m"
+
+
+def colour_wanted(stream: Any) -> bool:
+    """Colour on an interactive terminal, unless NO_COLOR (no-color.org) or TERM=dumb says otherwise."""
+    return (hasattr(stream, "isatty") and stream.isatty() and "NO_COLOR" not in os.environ
+            and os.environ.get("TERM") != "dumb")
+
+
+def format_event(event: StackEvent, elapsed: float | None = None, colour: bool = False) -> str:
+    """One line per resource status: clock, nesting indent, resource, status, time taken, type, reason."""
+    indent = "  " * event.path.count(SEPARATOR)
     clock = event.timestamp.strftime("%H:%M:%S")
+    status = f"{event.status:<24}"
+    if colour:
+        code = next((code for marker, code in STATUS_COLOURS if marker in event.status), "")
+        status = f"{code}{status}{RESET}" if code else status
+    took = f"{elapsed:5.1f}s" if elapsed is not None else ""
     reason = f"  {event.reason}" if event.reason and event.failed else ""
-    return f"{clock} {indent}{event.logical_id:<34} {event.status:<24} {event.resource_type}{reason}"
+    return f"{clock} {indent}{event.logical_id:<34} {status} {took:>6}  {event.resource_type}{reason}"
 
 
 def root_cause(events: list[StackEvent]) -> StackEvent | None:

@@ -110,8 +110,9 @@ def test_deploy_creates_the_stack_and_streams_nested_events(deployed, localstack
 
     assert f"deploying {deployed.stack_name} (local) to LocalStack at {localstack_endpoint}\n" in out
     assert deployed.stack["StackStatus"] == "CREATE_COMPLETE"
-    assert re.search(r"\bNetworkStack +CREATE_COMPLETE +AWS::CloudFormation::Stack$", out, re.MULTILINE), out
-    assert re.search(r"\bVpc +CREATE_COMPLETE +AWS::EC2::VPC$", out, re.MULTILINE), out  # a nested stack's event
+    took = r"(\d+\.\ds +)?"  # how long the resource took, once it has finished
+    assert re.search(rf"\bNetworkStack +CREATE_COMPLETE +{took}AWS::CloudFormation::Stack$", out, re.MULTILINE), out
+    assert re.search(rf"\bVpc +CREATE_COMPLETE +{took}AWS::EC2::VPC$", out, re.MULTILINE), out  # a nested stack's event
     assert re.search(rf"^{deployed.stack_name}: CREATE_COMPLETE in \d+\.\d s$", out, re.MULTILINE), out
 
 

@@ -148,7 +148,7 @@ def test_a_failing_child_prints_the_root_cause_first_then_the_outcome(failing, a
         "rolled back (LocalStack 4.13 does not roll back a failed nested stack); the next deploy deletes and "
         "recreates it (with --yes, or after a prompt)\n")
     # the failed child's own events were found and streamed, though its parent never named it
-    assert re.search(rf"^\d\d:\d\d:\d\d   PublicSubnetB +CREATE_FAILED +AWS::EC2::Subnet  "
+    assert re.search(rf"^\d\d:\d\d:\d\d   PublicSubnetB +CREATE_FAILED +(\d+\.\ds +)?AWS::EC2::Subnet  "
                      rf"{re.escape(BAD_CIDR_REASON)}$", result.stdout, re.MULTILINE), described(result)
     failing.state["root_id"] = aws.cloudformation.describe_stacks(StackName=failing.stack)["Stacks"][0]["StackId"]
 

@@ -4,6 +4,8 @@ named it (LocalStack 4.13.1). The API replies are botocore Stubber replies model
 
 from __future__ import annotations
 
+import io
+
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -86,9 +88,38 @@ def test_root_cause_without_a_reason_says_so():
 def test_event_lines_indent_by_depth_and_show_the_reason_of_failures_only():
     assert events.format_event(event("root", "NetworkStack", "CREATE_IN_PROGRESS", 0, "Resource creation Initiated",
                                      events.STACK_TYPE)) == (
-        f"20:00:00 {'NetworkStack':<34} {'CREATE_IN_PROGRESS':<24} AWS::CloudFormation::Stack")
-    assert events.format_event(event("root › NetworkStack", "PublicSubnetB", "CREATE_FAILED", 4, "bad CIDR")) == (
-        f"20:00:04   {'PublicSubnetB':<34} {'CREATE_FAILED':<24} AWS::EC2::Subnet  bad CIDR")
+        f"20:00:00 {'NetworkStack':<34} {'CREATE_IN_PROGRESS':<24} {'':>6}  AWS::CloudFormation::Stack")
+    assert events.format_event(event("root › NetworkStack", "PublicSubnetB", "CREATE_FAILED", 4, "bad CIDR"),
+                               elapsed=3.5) == (
+        f"20:00:04   {'PublicSubnetB':<34} {'CREATE_FAILED':<24}   3.5s  AWS::EC2::Subnet  bad CIDR")
+
+
+def test_event_lines_are_coloured_only_when_asked():
+    failed = event("root", "Vpc", "CREATE_FAILED", 1, "boom")
+    assert "\033[31m" in events.format_event(failed, colour=True)
+    assert "\033[" not in events.format_event(failed, colour=False)
+
+
+def test_colour_only_on_a_terminal_without_no_color(monkeypatch):
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert events.colour_wanted(Terminal())
+    assert not events.colour_wanted(io.StringIO())  # a CI log or a pipe
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not events.colour_wanted(Terminal())
+
+
+def test_a_finished_resource_shows_how_long_it_took():
+    lines = []
+    watcher = events.Watcher(cfn=None, root_stack_id=ROOT_ID, log=lines.append, colour=False)
+    began = event("root", "Vpc", "CREATE_IN_PROGRESS", 0, "")
+    done = event("root", "Vpc", "CREATE_COMPLETE", 2, "")
+    assert watcher._elapsed(began) is None
+    assert watcher._elapsed(done) == 2.0
 
 
 @pytest.mark.parametrize("stack_id, name", [(ROOT_ID, "app-dev"), (NETWORK_ID, "app-dev-NetworkStack-1ABCDEF"),
