@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
 import boto3
 import pytest
+
+from tests.private_env import private_build
 from botocore.exceptions import ClientError
 
 pytestmark = pytest.mark.localstack
@@ -26,19 +27,6 @@ pytestmark = pytest.mark.localstack
 PROJECT = Path(__file__).resolve().parents[1]
 AWSLOCAL = PROJECT / ".venv-localstack" / "bin" / "awslocal"
 FAST_WAITER = {"Delay": 1, "MaxAttempts": 120}
-
-
-def private_build(folder: Path, project: str) -> Path:
-    """build/local/ for config/local.toml with another project name: the artifact bucket is named after the
-    project, and LocalStack keeps every instance's S3 data in /tmp/localstack-s3-storage/<bucket>."""
-    text = (PROJECT / "config" / "local.toml").read_text(encoding="utf-8")
-    config = folder / "config"
-    config.mkdir(parents=True)
-    (config / "local.toml").write_text(
-        re.sub(r'^project = ".*"$', f'project = "{project}"', text, count=1, flags=re.MULTILINE), encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "templates_src", "--env", "local", "--config-dir", str(config),
-                    "--out", str(folder / "build"), "--quiet"], cwd=PROJECT, check=True, timeout=120)
-    return folder / "build"
 
 
 def awslocal(endpoint: str, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -17,10 +17,7 @@ template tests (tests/stacks/test_storage_stack.py) cover those.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,6 +27,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from templates_src import settings
+from tests.private_env import deploy_py, described, private_build
 
 pytestmark = pytest.mark.localstack
 
@@ -37,33 +35,6 @@ PROJECT = Path(__file__).resolve().parents[1]
 STACK_TYPE = "AWS::CloudFormation::Stack"
 SHARED_CHILDREN = {"IamStack", "NetworkStack", "StorageStack"}
 CODEBUILD_TYPES = {"AWS::CodeBuild::Project", "AWS::CodePipeline::Pipeline"}
-
-
-def private_build(folder: Path, project: str, **replacements: str) -> tuple[Path, settings.Settings]:
-    """`python -m templates_src --env local` for config/local.toml with another project name (and any other
-    `old=new` text replacements); returns the build folder and the settings it was made from."""
-    text = (PROJECT / "config" / "local.toml").read_text(encoding="utf-8")
-    changed = re.sub(r'^project = ".*"$', f'project = "{project}"', text, count=1, flags=re.MULTILINE)
-    for old, new in replacements.items():
-        assert old in changed, old
-        changed = changed.replace(old, new)
-    assert changed != text
-    config = folder / "config"
-    config.mkdir(parents=True)
-    (config / "local.toml").write_text(changed, encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "templates_src", "--env", "local", "--config-dir", str(config),
-                    "--out", str(folder / "build"), "--quiet"], cwd=PROJECT, check=True, timeout=120)
-    return folder / "build", settings.load("local", config)
-
-
-def deploy_py(endpoint: str, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "deploy.py", *arguments], cwd=PROJECT,
-                          env={**os.environ, "AWS_ENDPOINT_URL": endpoint}, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=300, check=False)
-
-
-def described(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +49,8 @@ def deployed(localstack_endpoint, aws, tmp_path_factory):
     """`deploy.py deploy --env local` of a private build, once for the module; destroyed at the end."""
     folder = tmp_path_factory.mktemp("deploy")
     project = f"dt-{uuid.uuid4().hex[:8]}"
-    build_dir, loaded = private_build(folder, project)
+    build_dir = private_build(folder, project)
+    loaded = settings.load("local", folder / "config")
     stack_name = f"{project}-local"  # the settings' default: PROJECT-ENV
     try:
         result = deploy_py(localstack_endpoint, "deploy", "--env", "local", "--build-dir", str(build_dir))
@@ -287,9 +259,9 @@ def test_plan_shows_the_change_and_executes_nothing(deployed, aws, localstack_en
     # Every root parameter is fixed on LocalStack (EnableCodeBuild and EnableNat true are refused there,
     # ProjectName and Environment allow one value), so the change comes from a setting.
     days = deployed.settings.storage.noncurrent_version_expiration_days
-    changed, _ = private_build(deployed.folder / "changed", deployed.project,
-                               **{f"noncurrent_version_expiration_days = {days}":
-                                  f"noncurrent_version_expiration_days = {days + 1}"})
+    changed = private_build(deployed.folder / "changed", deployed.project,
+                            (f"noncurrent_version_expiration_days = {days}",
+                             f"noncurrent_version_expiration_days = {days + 1}"))
 
     result = deploy_py(localstack_endpoint, "plan", "--env", "local", "--build-dir", str(changed))
 
@@ -333,7 +305,7 @@ def test_destroy_empties_the_bucket_and_removes_the_stack(deployed, aws, localst
 
 def test_forcing_codebuild_on_localstack_is_refused_before_anything_is_made(aws, localstack_endpoint,
                                                                            tmp_path_factory):
-    build_dir, _ = private_build(tmp_path_factory.mktemp("refused"), f"dr-{uuid.uuid4().hex[:8]}")
+    build_dir = private_build(tmp_path_factory.mktemp("refused"), f"dr-{uuid.uuid4().hex[:8]}")
     stack_name = f"refused-{uuid.uuid4().hex[:8]}"
 
     result = deploy_py(localstack_endpoint, "deploy", "--env", "local", "--build-dir", str(build_dir),

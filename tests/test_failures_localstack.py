@@ -36,6 +36,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from deployer import events
+from tests.private_env import deploy_py, described, private_build
 
 pytestmark = pytest.mark.localstack
 
@@ -45,21 +46,6 @@ BAD_CIDR_REASON = ("Resource provider operation failed: An error occurred (Inval
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-def private_build(folder: Path, project: str, *replacements: tuple[str, str]) -> Path:
-    """`python -m templates_src --env local` for config/local.toml with another project name (and any other
-    text replacements); returns the build folder."""
-    text = (PROJECT / "config" / "local.toml").read_text(encoding="utf-8")
-    text = re.sub(r'^project = ".*"$', f'project = "{project}"', text, count=1, flags=re.MULTILINE)
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new)
-    (folder / "config").mkdir(parents=True)
-    (folder / "config" / "local.toml").write_text(text, encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "templates_src", "--env", "local", "--config-dir", str(folder / "config"),
-                    "--out", str(folder / "build"), "--quiet"], cwd=PROJECT, check=True, timeout=120)
-    return folder / "build"
-
 
 def variant(build_dir: Path, name: str, file_name: str, change) -> Path:
     """A copy of the build with ``change(template)`` applied to one JSON template."""
@@ -72,14 +58,7 @@ def variant(build_dir: Path, name: str, file_name: str, change) -> Path:
     return copy
 
 
-def deploy_py(endpoint: str, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "deploy.py", *arguments], cwd=PROJECT,
-                          env={**os.environ, "AWS_ENDPOINT_URL": endpoint}, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=300, check=False)
 
-
-def described(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
 
 def stack_or_none(cfn, name: str) -> dict | None:
