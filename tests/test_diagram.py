@@ -236,3 +236,10 @@ def test_diagram_is_drawn_from_the_files_not_the_generator(tmp_path):
     text = diagram.write(folder).read_text(encoding="utf-8")
     assert 'StorageStack_ExtraTopic["ExtraTopic<br/>SNS::Topic"]' in text
 
+
+
+def test_the_readme_shows_the_current_dev_diagram():
+    built = (BUILD_DIR / "dev" / "architecture.md").read_text(encoding="utf-8")
+    block = built[built.index("```mermaid"):built.rindex("```") + 3]
+    assert block in (BUILD_DIR.parent / "README.md").read_text(encoding="utf-8"), (
+        "README's architecture diagram is stale: paste build/dev/architecture.md's mermaid block")
