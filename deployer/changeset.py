@@ -65,7 +65,7 @@ class ChangeSet:
 
 def create(cfn: Any, stack_name: str, change_set_type: str, template: dict[str, str],
            parameters: dict[str, str], tags: dict[str, str], interval: float,
-           sleep: Callable[[float], None] = time.sleep) -> ChangeSet:
+           max_interval: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> ChangeSet:
     """Create a change set and wait until it is ready (or found empty)."""
     name = f"deploy-{int(time.time() * 1000)}"
     reply = cfn.create_change_set(
@@ -90,7 +90,7 @@ def create(cfn: Any, stack_name: str, change_set_type: str, template: dict[str, 
                 return ChangeSet(change_set_id, stack_id, (), empty=True)
             raise DeployFailed(f"change set failed: {reason}")
         sleep(delay)
-        delay = min(delay * 1.5, 5.0)
+        delay = min(delay * 1.5, max_interval)
     changes = tuple(describe(cfn, change_set_id))
     return ChangeSet(change_set_id, stack_id, changes, empty=not changes)
 

@@ -275,7 +275,7 @@ def deploy(args: argparse.Namespace, plan_only: bool = False) -> int:
     change_set_type = "CREATE" if stack is None or stack["StackStatus"] == "REVIEW_IN_PROGRESS" else "UPDATE"
     tags = {"Project": build.project, "Environment": build.environment}
     created = changeset.create(cfn, stack_name, change_set_type, {"TemplateBody": body}, parameters, tags,
-                               intervals[0])
+                               intervals[0], max_interval=intervals[1])
     if created.empty:
         changeset.delete_quietly(cfn, created.id)
         print(f"no changes: {stack_name} is up to date")
