@@ -198,6 +198,8 @@ def _to_event(raw: dict[str, Any], path: str) -> StackEvent:
 # ANSI colours for a terminal only: CI logs get plain lines.
 STATUS_COLOURS = (("_FAILED", "\033[31m"), ("ROLLBACK", "\033[33m"), ("_COMPLETE", "\033[32m"))
 RESET = "\033[0m"
+# Wide enough for the longest logical id here (PrivateSubnetARouteTableAssociation, 35).
+LOGICAL_ID_WIDTH = 36
 
 
 def colour_wanted(stream: Any) -> bool:
@@ -216,7 +218,7 @@ def format_event(event: StackEvent, elapsed: float | None = None, colour: bool =
         status = f"{code}{status}{RESET}" if code else status
     took = f"{elapsed:5.1f}s" if elapsed is not None else ""
     reason = f"  {event.reason}" if event.reason and event.failed else ""
-    return f"{clock} {indent}{event.logical_id:<34} {status} {took:>6}  {event.resource_type}{reason}"
+    return f"{clock} {indent}{event.logical_id:<{LOGICAL_ID_WIDTH}} {status} {took:>6}  {event.resource_type}{reason}"
 
 
 def root_cause(events: list[StackEvent]) -> StackEvent | None:

@@ -208,8 +208,8 @@ def test_a_busy_stack_is_waited_for_with_its_events_shown_then_used(aws, capsys)
     assert settled["StackStatus"] == "UPDATE_COMPLETE"
     assert capsys.readouterr().out.splitlines() == [
         f"{LOCAL_STACK} is UPDATE_IN_PROGRESS: waiting for it to settle first (at most 3600 s)",
-        f"20:00:04 {'StorageStack':<34} {'UPDATE_COMPLETE':<24} {'':>6}  {STACK_TYPE}",
-        f"20:00:05 {LOCAL_STACK:<34} {'UPDATE_COMPLETE':<24} {'':>6}  {STACK_TYPE}",
+        f"20:00:04 {'StorageStack':<36} {'UPDATE_COMPLETE':<24} {'':>6}  {STACK_TYPE}",
+        f"20:00:05 {LOCAL_STACK:<36} {'UPDATE_COMPLETE':<24} {'':>6}  {STACK_TYPE}",
         f"{LOCAL_STACK} settled: UPDATE_COMPLETE",
     ]
 

@@ -88,10 +88,10 @@ def test_root_cause_without_a_reason_says_so():
 def test_event_lines_indent_by_depth_and_show_the_reason_of_failures_only():
     assert events.format_event(event("root", "NetworkStack", "CREATE_IN_PROGRESS", 0, "Resource creation Initiated",
                                      events.STACK_TYPE)) == (
-        f"20:00:00 {'NetworkStack':<34} {'CREATE_IN_PROGRESS':<24} {'':>6}  AWS::CloudFormation::Stack")
+        f"20:00:00 {'NetworkStack':<36} {'CREATE_IN_PROGRESS':<24} {'':>6}  AWS::CloudFormation::Stack")
     assert events.format_event(event("root › NetworkStack", "PublicSubnetB", "CREATE_FAILED", 4, "bad CIDR"),
                                elapsed=3.5) == (
-        f"20:00:04   {'PublicSubnetB':<34} {'CREATE_FAILED':<24}   3.5s  AWS::EC2::Subnet  bad CIDR")
+        f"20:00:04   {'PublicSubnetB':<36} {'CREATE_FAILED':<24}   3.5s  AWS::EC2::Subnet  bad CIDR")
 
 
 def test_event_lines_are_coloured_only_when_asked():
