@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from deployer.errors import DeployFailed
+from deployer.events import SEPARATOR, STACK_TYPE
 from deployer.manifest import Build
 
 CAPABILITIES = ["CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
-STACK_TYPE = "AWS::CloudFormation::Stack"
-SEPARATOR = " › "
 # Resource types that hold data: replacing or removing one loses it.
 STATEFUL_TYPES = {"AWS::S3::Bucket", "AWS::Logs::LogGroup", "AWS::DynamoDB::Table", "AWS::RDS::DBInstance"}
 # Their properties whose change replaces the resource ("Update requires: Replacement" in the
@@ -144,17 +143,18 @@ def undescribed_nested_changes(cfn: Any, build: Build, changes: tuple[Change, ..
             continue
         path = f"root{SEPARATOR}{change.logical_id}"
         if change.action == "Remove":
-            deployed = _deployed_template(cfn, change.physical_id)
+            deployed = deployed_template(cfn, change.physical_id)
             found.extend(_template_changes(path, deployed, {}, set()))
         elif change.action == "Modify" and change.logical_id in build.children:
-            deployed = _deployed_template(cfn, change.physical_id)
+            deployed = deployed_template(cfn, change.physical_id)
             passed = build.root["Resources"].get(change.logical_id, {}).get("Properties", {}).get("Parameters", {})
             changed = _changed_parameters(cfn, change.physical_id, passed, parameters)
             found.extend(_template_changes(path, deployed, build.child_template(change.logical_id), changed))
     return found
 
 
-def _deployed_template(cfn: Any, stack_id: str) -> dict[str, Any]:
+def deployed_template(cfn: Any, stack_id: str) -> dict[str, Any]:
+    """The template the stack was last deployed with, as submitted (ValueError if it is not JSON)."""
     body = cfn.get_template(StackName=stack_id, TemplateStage="Original")["TemplateBody"]
     return json.loads(body) if isinstance(body, str) else dict(body)  # boto3 parses JSON bodies itself
 

@@ -458,13 +458,10 @@ def _unchanged(cfn: Any, stack: dict[str, Any], packaged: dict[str, Any], parame
     deployed = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
     if deployed != parameters:
         return False
-    original = cfn.get_template(StackName=stack["StackId"], TemplateStage="Original")["TemplateBody"]
-    if isinstance(original, str):
-        try:
-            original = json.loads(original)
-        except ValueError:
-            return False
-    return original == packaged
+    try:
+        return changeset.deployed_template(cfn, stack["StackId"]) == packaged
+    except ValueError:  # deployed from YAML by another tool: not what we would deploy
+        return False
 
 
 def _effective(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, str]:

@@ -8,14 +8,12 @@ failure). With NAT enabled the build runs in the VPC's private subnets.
 
 from __future__ import annotations
 
-from troposphere import (
-    Equals, GetAtt, If, Output, Ref, Split, Template, codebuild, ec2, logs,
-)
+from troposphere import GetAtt, If, Output, Ref, Split, Template, codebuild, ec2, logs
 
 from templates_src import naming
+from templates_src.conditions import NAT_ENABLED, add_nat_condition
 from templates_src.settings import Settings
 
-NAT_ENABLED = "NatEnabled"
 
 # checkov's CloudFormation suppression: the one deliberate exception for the log group, with its reason.
 DEFAULT_LOG_ENCRYPTION_IS_ENOUGH = {"checkov": {"skip": [{
@@ -60,11 +58,10 @@ def template(settings: Settings) -> Template:
     t = Template(Description=f"{settings.project} CodeBuild project ({settings.environment})")
     naming.add_identity_parameters(t, settings)
     role_arn = t.add_parameter(naming.string_parameter("CodeBuildRoleArn", "CodeBuild service role."))
-    t.add_parameter(naming.flag_parameter("EnableNat", "Run builds in the VPC's private subnets."))
+    add_nat_condition(t, "Run builds in the VPC's private subnets.")
     vpc_id = t.add_parameter(naming.string_parameter("VpcId", "The VPC (used with NAT)."))
     private_subnets = t.add_parameter(naming.string_parameter(
         "PrivateSubnetIds", "Private subnets, comma-separated ('' without NAT)."))
-    t.add_condition(NAT_ENABLED, Equals(Ref("EnableNat"), "true"))
 
     # Build logs are diagnostics, not the platform's data: they go with the stack, so a
     # re-create never trips over a retained group of the same name.

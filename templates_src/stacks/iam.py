@@ -8,12 +8,12 @@ come from ``naming`` so this stack can grant access before they exist.
 
 from __future__ import annotations
 
-from troposphere import Equals, GetAtt, Output, Ref, Template, iam
+from troposphere import GetAtt, Output, Ref, Template, iam
 
 from templates_src import naming, policies
+from templates_src.conditions import NAT_ENABLED, add_nat_condition
 from templates_src.settings import Settings
 
-NAT_ENABLED = "NatEnabled"
 
 # checkov's CloudFormation suppression: the one deliberate exception for the VPC policy, with its reason.
 CODEBUILD_VPC_ACCESS_NEEDS_WILDCARD = {"checkov": {"skip": [{
@@ -28,8 +28,7 @@ def template(settings: Settings) -> Template:
     t = Template(Description=f"{settings.project} IAM roles ({settings.environment}): CodeBuild and CodePipeline")
     naming.add_identity_parameters(t, settings)
     bucket_arn = Ref(t.add_parameter(naming.string_parameter("ArtifactBucketArn", "The artifact bucket's ARN.")))
-    t.add_parameter(naming.flag_parameter("EnableNat", "Builds run in the VPC's private subnets."))
-    t.add_condition(NAT_ENABLED, Equals(Ref("EnableNat"), "true"))
+    add_nat_condition(t, "Builds run in the VPC's private subnets.")
 
     build_role = t.add_resource(iam.Role(
         "CodeBuildServiceRole",

@@ -7,37 +7,18 @@ NAT gateway and a default route from the two private subnets through it; CodeBui
 
 from __future__ import annotations
 
-from troposphere import (
-    AWSHelperFn, Equals, GetAZs, If, Join, Output, Ref, Select, Template, ec2,
-)
+from troposphere import GetAZs, Join, Output, Ref, Select, Template, ec2
 
-from templates_src.naming import add_identity_parameters, flag_parameter, named, tags
+from templates_src.conditions import NAT_ENABLED, UNREACHABLE_BRANCH_IS_DELIBERATE, add_nat_condition, only_if
+from templates_src.naming import add_identity_parameters, named, tags
 from templates_src.settings import Settings
-
-NAT_ENABLED = "NatEnabled"
-
-
-# cfn-lint (W1028) sees that the AWS::NoValue branch below can never be taken inside a resource
-# under the same condition; the wrapper exists for LocalStack's sake, so the warning is expected.
-UNREACHABLE_BRANCH_IS_DELIBERATE = {
-    "cfn-lint": {"config": {"ignore_checks": ["W1028"]}},
-    "LintSuppressionReasons": {"W1028": "Conditional reference kept for LocalStack 4.13 stack deletion."},
-}
-
-
-def _when_nat(value: object) -> AWSHelperFn:
-    # LocalStack 4.13 cannot delete a stack whose conditional resource refers to another
-    # conditional resource unless the reference itself is conditional.
-    return If(NAT_ENABLED, value, Ref("AWS::NoValue"))
-
 
 def template(settings: Settings) -> Template:
     net = settings.network
     t = Template(Description=f"{settings.project} network ({settings.environment}): VPC, public subnets, "
                              "internet gateway, optional NAT")
     add_identity_parameters(t, settings)
-    t.add_parameter(flag_parameter("EnableNat", "Create a NAT gateway and private subnets."))
-    t.add_condition(NAT_ENABLED, Equals(Ref("EnableNat"), "true"))
+    add_nat_condition(t, "Create a NAT gateway and private subnets.")
 
     vpc = t.add_resource(ec2.VPC(
         "Vpc", CidrBlock=net.vpc_cidr, EnableDnsSupport=True, EnableDnsHostnames=True,
@@ -90,12 +71,12 @@ def template(settings: Settings) -> Template:
     ))
     nat = t.add_resource(ec2.NatGateway(
         "NatGateway", Condition=NAT_ENABLED, Metadata=UNREACHABLE_BRANCH_IS_DELIBERATE,
-        AllocationId=_when_nat(eip.get_att("AllocationId")), SubnetId=Ref(public_subnets[0]),
+        AllocationId=only_if(NAT_ENABLED, eip.get_att("AllocationId")), SubnetId=Ref(public_subnets[0]),
         Tags=tags(("Name", named("nat"))),
     ))
     t.add_resource(ec2.Route(
         "PrivateDefaultRoute", Condition=NAT_ENABLED, Metadata=UNREACHABLE_BRANCH_IS_DELIBERATE,
-        RouteTableId=Ref(private_routes), DestinationCidrBlock="0.0.0.0/0", NatGatewayId=_when_nat(Ref(nat)),
+        RouteTableId=Ref(private_routes), DestinationCidrBlock="0.0.0.0/0", NatGatewayId=only_if(NAT_ENABLED, Ref(nat)),
     ))
 
     t.add_output(Output("VpcId", Description="The VPC.", Value=Ref(vpc)))

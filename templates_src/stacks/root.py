@@ -9,10 +9,11 @@ only under ``EnableCodeBuild`` (off where CodeBuild is not emulated, such as Loc
 
 from __future__ import annotations
 
-from troposphere import Equals, GetAtt, If, Output, Ref, Template
+from troposphere import Equals, GetAtt, Output, Ref, Template
 from troposphere.cloudformation import Stack
 
 from templates_src import naming
+from templates_src.conditions import UNREACHABLE_BRANCH_IS_DELIBERATE, only_if
 from templates_src.settings import Settings
 
 CODEBUILD_ENABLED = "CodeBuildEnabled"
@@ -22,14 +23,6 @@ CHILD_FILES = {
     "IamStack": "iam.json",
     "BuildStack": "build.json",
     "PipelineStack": "pipeline.json",
-}
-
-
-# cfn-lint (W1028) sees that the AWS::NoValue branch of the wrapper below can never be taken
-# inside a resource under the same condition; the wrapper exists for LocalStack's sake.
-UNREACHABLE_BRANCH_IS_DELIBERATE = {
-    "cfn-lint": {"config": {"ignore_checks": ["W1028"]}},
-    "LintSuppressionReasons": {"W1028": "Conditional reference kept for LocalStack 4.13 stack deletion."},
 }
 
 
@@ -83,10 +76,7 @@ def template(settings: Settings) -> Template:
     child("PipelineStack", CODEBUILD_ENABLED, UNREACHABLE_BRANCH_IS_DELIBERATE,
           PipelineRoleArn=_child_output("IamStack", "PipelineRoleArn"),
           ArtifactBucketName=_child_output("StorageStack", "ArtifactBucketName"),
-          # LocalStack 4.13 cannot delete a stack in which one conditional resource refers to
-          # another unless the reference itself is conditional.
-          CodeBuildProjectName=If(CODEBUILD_ENABLED, _child_output("BuildStack", "CodeBuildProjectName"),
-                                  Ref("AWS::NoValue")))
+          CodeBuildProjectName=only_if(CODEBUILD_ENABLED, _child_output("BuildStack", "CodeBuildProjectName")))
 
     forwarded = [
         ("VpcId", "NetworkStack", None),

@@ -8,9 +8,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 
 from deployer import changeset
 from deployer.changeset import Change
@@ -102,15 +100,6 @@ def test_in_place_changes_and_stateless_resources_are_not_at_risk(build, the_cha
 
 
 # --- reading change sets (AWS's documented shape) ------------------------------------------------
-
-@pytest.fixture
-def cfn():
-    client = boto3.client("cloudformation", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        client.stubber = stubber
-        yield client
-        stubber.assert_no_pending_responses()
-
 
 def described(change_set_id: str, changes: list[dict], **more) -> dict:
     return {"ChangeSetId": change_set_id, "ChangeSetName": "deploy-1", "StackName": "app-dev",

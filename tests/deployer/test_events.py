@@ -8,9 +8,7 @@ import io
 
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 
 from deployer import events
 from deployer.events import StackEvent
@@ -158,15 +156,6 @@ def raw(stack_id: str, logical_id: str, status: str, seconds: float, *, reason: 
 
 def newest_first(*entries: dict) -> dict:
     return {"StackEvents": sorted(entries, key=lambda entry: entry["Timestamp"], reverse=True)}
-
-
-@pytest.fixture
-def cfn():
-    client = boto3.client("cloudformation", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        client.stubber = stubber
-        yield client
-        stubber.assert_no_pending_responses()
 
 
 # An AWS create whose NetworkStack failed; the rollback deleted the nested stack, whose events are
